@@ -76,7 +76,7 @@ func PrismBinary(ctx context.Context) (string, error) {
 	}
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("build prism job server: no go command on PATH (or set $%s to a prism binary): %w", PrismBinaryEnv, err)
 	}
 	tmp, err := os.CreateTemp(dir, exe+".building-*")
 	if err != nil {

@@ -29,7 +29,7 @@ func init() {
 	register.Function1x1(shout)
 }
 
-// UsePortable points Beam's job flags at endpoint with a LOOPBACK environment
+// usePortable points Beam's job flags at endpoint with a LOOPBACK environment
 // for the rest of the test, restoring them afterwards.
 func usePortable(t *testing.T, endpoint string) {
 	t.Helper()

@@ -1,10 +1,11 @@
 package transforms
 
-// Tests of the portable path: the preprocessing pipeline submitted to a
-// standalone job server (as it would be to Flink or Spark), run entirely on a
-// non-local filesystem, and retried over its own output. What they protect is
-// the promise in docs/running-at-scale.md: the same input gives byte-identical
-// shards and manifest whichever runner executes it.
+// Tests of the portable path: the preprocessing and scoring pipelines
+// submitted to a standalone job server (as they would be to Flink or Spark),
+// preprocessing run entirely on a non-local filesystem, retried over its own
+// output, and written as Parquet. What they protect is the promise in
+// docs/running-at-scale.md: the same input gives byte-identical shards and
+// manifest (but wall_seconds) whichever runner executes it.
 
 import (
 	"bytes"

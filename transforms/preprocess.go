@@ -83,7 +83,7 @@ func (o PreprocessOptions) WriteOptions() (WriteOptions, error) {
 			Tokenizer:     meta.Tokenizer,
 			VocabSize:     meta.VocabSize,
 			EOSID:         meta.EOSID,
-			Format:        "arrow",
+			Format:        schemas.FormatArrow,
 			Options: schemas.Options{
 				MaxLength:        o.MaxLength,
 				MaxPromptLength:  o.MaxPromptLength,

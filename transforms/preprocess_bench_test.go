@@ -29,7 +29,7 @@ func benchInput(b *testing.B, dir string, n int) string {
 		x, y := rng.IntN(1000), rng.IntN(1000)
 		chosen := []byte(fmt.Sprintf("First multiply %d by 3 to get %d. Then add %d to get %d. "+
 			"Check: %d - %d = %d, which matches. Finally halve it: %d / 2 = %d. The answer is %d.",
-			x, 3*x, y, 3*x+y, 3*x+y, y, 3*x, 3*x+y, 3*x+y, (3*x+y)/2, (3*x+y)/2))
+			x, 3*x, y, 3*x+y, 3*x+y, y, 3*x, 3*x+y, (3*x+y)/2, (3*x+y)/2))
 		rejected := slices.Clone(chosen)
 		for range len(rejected) / 20 {
 			rejected[rng.IntN(len(rejected))] = byte('0' + rng.IntN(10))

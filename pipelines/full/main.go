@@ -18,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -38,6 +39,9 @@ func main() {
 	}
 	flag.Parse()
 	beam.Init()
+	// Prism logs every job transition at INFO; a person running this wants the
+	// stage lines and progress bars, and only warnings from the runner.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "full: unexpected arguments %q\n", strings.Join(flag.Args(), " "))
 		flag.Usage()

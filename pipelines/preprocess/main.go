@@ -81,7 +81,7 @@ func run(ctx context.Context, o transforms.PreprocessOptions, overwrite bool, w 
 	if err := transforms.Preprocess(s, o); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "preprocess: %d input files → %s on %s\n", len(files), o.Output, runners.Name())
+	fmt.Fprintf(w, "preprocess: %d input file(s) → %s on %s\n", len(files), o.Output, runners.Name())
 	fmt.Fprintln(w, "preprocess: stages ReadPairs → Dedupe → Tokenize → EditDistance → WriteArrow (shards, rejects, manifest)")
 	start := time.Now()
 	if _, err := runners.Run(ctx, p); err != nil {

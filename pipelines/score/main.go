@@ -35,11 +35,17 @@ func main() {
 	flag.IntVar(&o.BatchSize, "batch_size", 32, "sequences per forward pass (a pair is two)")
 	flag.BoolVar(&o.Overwrite, "overwrite", false, "replace a complete run already in --output")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: score --input=DIR --output=DIR --ref=CKPT_DIR [flags]\n\n"+
+		w := flag.CommandLine.Output()
+		fmt.Fprintf(w, "Usage: score --input=DIR --output=DIR --ref=CKPT_DIR [flags]\n\n"+
 			"Adds the reference model's per-token log-probs of every chosen and rejected completion\n"+
-			"(the ref_* columns DPO/DPOP training needs) to a preprocessed output, written as a new directory.\n"+
-			"Beam flags (--runner, --endpoint, --environment_type, ...) pass through; Prism is the default.\n\nFlags:\n")
-		flag.PrintDefaults()
+			"(the ref_* columns DPO/DPOP training needs) to a preprocessed output, written as a new directory.\n\nFlags:\n")
+		// Only this program's flags: Beam registers a hundred more, which would bury them.
+		for _, name := range []string{"input", "output", "ref", "batch_size", "overwrite"} {
+			f := flag.Lookup(name)
+			fmt.Fprintf(w, "  --%s (default %q)\n    \t%s\n", f.Name, f.DefValue, f.Usage)
+		}
+		fmt.Fprintf(w, "\nBeam's flags pass through: --runner (default prism), --endpoint, --environment_type,\n"+
+			"--project, --region, --staging_location, ... (see package runners).\n")
 	}
 	flag.Parse()
 	beam.Init()
