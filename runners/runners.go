@@ -12,8 +12,10 @@
 //	                        any portable job server, e.g. a standalone Prism
 //	                        (`go run github.com/apache/beam/sdks/v2/go/cmd/prism --job_port=8073`)
 //	--runner=flink --endpoint=HOST:8099 --environment_type=LOOPBACK|DOCKER|PROCESS
-//	--runner=spark --endpoint=HOST:4040 --environment_type=...
-//	                        Flink and Spark job servers; LOOPBACK runs the
+//	--runner=spark --endpoint=HOST:8099 --environment_type=...
+//	                        Flink and Spark job servers (each job server's
+//	                        endpoint defaults to port 8099; Spark's 4040 is its
+//	                        web UI, not an endpoint); LOOPBACK runs the
 //	                        workers in this process (for a local cluster), the
 //	                        default DOCKER builds a container image first
 //	--runner=dataflow --project=P --region=R --staging_location=gs://B/staging

@@ -78,7 +78,7 @@ func LoadData(ctx context.Context, dir string) (*Dataset, error) {
 			return nil, fmt.Errorf("shard %s: sha256 %s does not match the manifest's %s: the file changed after preprocessing; rerun it",
 				p, got, sh.SHA256)
 		}
-		meta, rows, err := schemas.DecodeArrowFile(data)
+		meta, rows, err := schemas.DecodeShard(data) // Arrow or Parquet, by magic
 		if err != nil {
 			return nil, fmt.Errorf("decode shard %s: %w", p, err)
 		}

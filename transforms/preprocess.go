@@ -30,6 +30,16 @@ type PreprocessOptions struct {
 	LowDistanceRatio float64
 	ChatTemplate     string // "" for the tokenizer's own, else plain/chatml/llama3
 	Shards           int
+	// Format is the shard file format: schemas.FormatArrow (also when empty)
+	// or schemas.FormatParquet.
+	Format string
+	// Ref, when set, is a reference checkpoint directory (Hugging Face GPT-2;
+	// local, gs://, memfs://): Preprocess then adds reference log-probs
+	// (RefLogProbs) before writing, as pipelines/score would afterwards.
+	Ref string
+	// RefBatchSize is the number of sequences per reference forward pass
+	// (a pair is two); used only with Ref.
+	RefBatchSize int
 }
 
 // DefaultPreprocessOptions are the documented CLI defaults.
@@ -41,6 +51,8 @@ func DefaultPreprocessOptions() PreprocessOptions {
 		EvalFraction:     0.05,
 		LowDistanceRatio: 0.15,
 		Shards:           4,
+		Format:           schemas.FormatArrow,
+		RefBatchSize:     32,
 	}
 }
 
@@ -61,8 +73,43 @@ func (o PreprocessOptions) Validate() error {
 		return fmt.Errorf("shards %d: need at least 1", o.Shards)
 	case o.LowDistanceRatio < 0 || o.LowDistanceRatio > 1:
 		return fmt.Errorf("low_distance_ratio %g: want 0 <= r <= 1", o.LowDistanceRatio)
+	case o.Format != "" && o.Format != schemas.FormatArrow && o.Format != schemas.FormatParquet:
+		return fmt.Errorf("format %q: want %q or %q", o.Format, schemas.FormatArrow, schemas.FormatParquet)
 	}
-	return o.TokenizeOptions().Validate()
+	if err := o.TokenizeOptions().Validate(); err != nil {
+		return err
+	}
+	return o.validateRef()
+}
+
+// validateRef checks the reference options: the checkpoint loads (through the
+// per-process cache, so the workers reuse it) and every sequence Tokenize can
+// emit fits its context. The model reads prompt ++ completion minus its last
+// token, so max_length may be n_positions + 1.
+func (o PreprocessOptions) validateRef() error {
+	if o.Ref == "" {
+		return nil
+	}
+	if o.RefBatchSize < 1 {
+		return fmt.Errorf("ref_batch_size %d: need at least 1", o.RefBatchSize)
+	}
+	ref, err := loadRefModel(context.Background(), o.Ref)
+	if err != nil {
+		return err
+	}
+	if nPos := ref.model.Config().NPositions; o.MaxLength > nPos+1 {
+		return fmt.Errorf("max_length %d exceeds what the reference model %s can score (n_positions %d): "+
+			"pass --max_length=%d or less", o.MaxLength, o.Ref, nPos, nPos+1)
+	}
+	return nil
+}
+
+// format is o.Format with the empty default made explicit.
+func (o PreprocessOptions) format() string {
+	if o.Format == "" {
+		return schemas.FormatArrow
+	}
+	return o.Format
 }
 
 // WriteOptions loads the tokenizer (which also checks the spec) and returns
@@ -78,12 +125,13 @@ func (o PreprocessOptions) WriteOptions() (WriteOptions, error) {
 		Output: o.Output,
 		Shards: o.Shards,
 		Meta:   meta,
+		Format: o.format(),
 		Manifest: schemas.Manifest{
 			SchemaVersion: schemas.SchemaVersion,
 			Tokenizer:     meta.Tokenizer,
 			VocabSize:     meta.VocabSize,
 			EOSID:         meta.EOSID,
-			Format:        schemas.FormatArrow,
+			Format:        o.format(),
 			Options: schemas.Options{
 				MaxLength:        o.MaxLength,
 				MaxPromptLength:  o.MaxPromptLength,
@@ -129,7 +177,10 @@ func Prepare(s beam.Scope, o PreprocessOptions) (Prepared, error) {
 }
 
 // Preprocess builds the whole preprocessing pipeline: read, dedupe, tokenize,
-// edit distance, then Arrow shards, rejects and manifest under o.Output.
+// edit distance, reference log-probs when o.Ref is set, then Arrow (or
+// Parquet) shards, rejects and manifest under o.Output. With o.Ref the shards'
+// metadata and the manifest record the checkpoint's weights sha256 as
+// ref_model, exactly as pipelines/score does for an unscored output.
 func Preprocess(s beam.Scope, o PreprocessOptions) error {
 	wo, err := o.WriteOptions()
 	if err != nil {
@@ -139,7 +190,26 @@ func Preprocess(s beam.Scope, o PreprocessOptions) error {
 	if err != nil {
 		return err
 	}
-	WriteArrow(s, p.Rows, p.Rejects, p.Tallies, wo)
+	rows := p.Rows
+	if o.Ref != "" {
+		ctx := context.Background()
+		ref, err := loadRefModel(ctx, o.Ref)
+		if err != nil {
+			return err
+		}
+		if v := ref.model.Config().VocabSize; wo.Meta.VocabSize > v {
+			return fmt.Errorf("tokenizer %s has a vocabulary of %d, larger than the reference model's %d",
+				wo.Meta.Tokenizer, wo.Meta.VocabSize, v)
+		}
+		sha, err := RefModelSHA256(ctx, o.Ref)
+		if err != nil {
+			return err
+		}
+		rows = RefLogProbs(s, rows, o.Ref, o.RefBatchSize)
+		wo.Meta.RefModel = sha
+		wo.Manifest.RefModel = sha
+	}
+	WriteArrow(s, rows, p.Rejects, p.Tallies, wo)
 	return nil
 }
 

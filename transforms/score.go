@@ -62,8 +62,9 @@ func (o ScoreOptions) Validate() error {
 // Score builds the pipeline that adds reference log-probs to an existing
 // output directory: it reads the input's shards (each checked against the
 // sha256 its manifest records), runs RefLogProbs, and writes a new directory
-// with WriteArrow: the same rows, shard count, rejects and counts, plus the
-// four ref_* columns and ref_model in the schema metadata and manifest.
+// with WriteArrow: the same rows, shard count, rejects, counts and shard format
+// (Arrow or Parquet), plus the four ref_* columns and ref_model in the schema
+// metadata and manifest.
 //
 // While building it reads the input manifest and loads the checkpoint (for its
 // sha256, and so that a wrong path fails now rather than on a worker), and
@@ -81,6 +82,13 @@ func Score(s beam.Scope, o ScoreOptions) error {
 	}
 	if err := in.Counts.Check(); err != nil {
 		return fmt.Errorf("input %s: %w", o.Input, err)
+	}
+	format := in.Format
+	if format == "" {
+		format = schemas.FormatArrow // manifests from before the format field
+	}
+	if format != schemas.FormatArrow && format != schemas.FormatParquet {
+		return fmt.Errorf("input %s: manifest format %q: want %q or %q", o.Input, in.Format, schemas.FormatArrow, schemas.FormatParquet)
 	}
 	nShards := len(in.Shards)
 	if nShards == 0 || (in.Options.Shards != 0 && in.Options.Shards != nShards) {
@@ -133,6 +141,7 @@ func Score(s beam.Scope, o ScoreOptions) error {
 	WriteArrow(s, rows, rejects, tallies, WriteOptions{
 		Output: o.Output,
 		Shards: nShards,
+		Format: format, // the input's: scoring changes columns, not the file format
 		Meta: schemas.Metadata{Tokenizer: in.Tokenizer, VocabSize: in.VocabSize, EOSID: in.EOSID,
 			MaxLength: in.Options.MaxLength, RefModel: sha},
 		Manifest: out,
@@ -172,7 +181,8 @@ func readScoreFile(ctx context.Context, path string) ([]byte, error) {
 	return data, nil
 }
 
-// readShardFn emits the rows of one Arrow shard.
+// readShardFn emits the rows of one shard, Arrow or Parquet (told apart by
+// their magic bytes).
 type readShardFn struct{}
 
 func (f *readShardFn) ProcessElement(ctx context.Context, sh schemas.Shard, emit func(schemas.Row)) error {
@@ -180,7 +190,7 @@ func (f *readShardFn) ProcessElement(ctx context.Context, sh schemas.Shard, emit
 	if err != nil {
 		return err
 	}
-	_, rows, err := schemas.DecodeArrowFile(data)
+	_, rows, err := schemas.DecodeShard(data)
 	if err != nil {
 		return fmt.Errorf("decode %s: %w", sh.Path, err)
 	}

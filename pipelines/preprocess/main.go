@@ -1,11 +1,16 @@
 // Command preprocess turns preference files into dpopflow's training input:
-// read and validate → dedupe → tokenize → token edit distance → sharded Arrow
-// files, a rejects file (every dropped record with its reason) and
-// manifest.json, written last.
+// read and validate → dedupe → tokenize → token edit distance → (with --ref,
+// reference log-probs) → sharded Arrow (or Parquet) files, a rejects file
+// (every dropped record with its reason) and manifest.json, written last.
 //
 //	go run ./pipelines/preprocess --input=data/*.jsonl --output=out [--tokenizer=byte]
 //	    [--max_length=1024] [--max_prompt_length=512] [--eval_fraction=0.05]
-//	    [--low_distance_ratio=0.15] [--shards=4] [--chat_template=] [--overwrite]
+//	    [--low_distance_ratio=0.15] [--shards=4] [--format=arrow] [--chat_template=]
+//	    [--ref=CKPT_DIR [--ref_batch_size=32]] [--overwrite]
+//
+// --ref scores the pairs with a reference checkpoint in the same run, giving
+// the output pipelines/score would produce from an unscored one; --max_length
+// must then be at most the model's n_positions + 1.
 //
 // It runs on Prism in-process by default; --runner and the other Beam flags
 // select a job server or Dataflow (see package runners).
@@ -37,7 +42,10 @@ var (
 	maxPromptLength  = flag.Int("max_prompt_length", defaults.MaxPromptLength, "max prompt tokens; longer prompts keep their end")
 	evalFraction     = flag.Float64("eval_fraction", defaults.EvalFraction, "fraction of pairs in the eval split (by id hash)")
 	lowDistanceRatio = flag.Float64("low_distance_ratio", defaults.LowDistanceRatio, "pairs with edit_ratio <= this are low_distance")
-	shards           = flag.Int("shards", defaults.Shards, "number of Arrow files")
+	shards           = flag.Int("shards", defaults.Shards, "number of shard files")
+	format           = flag.String("format", defaults.Format, "shard format: arrow or parquet")
+	ref              = flag.String("ref", "", "reference checkpoint directory (Hugging Face GPT-2): add reference log-probs; default: none (see pipelines/score)")
+	refBatchSize     = flag.Int("ref_batch_size", defaults.RefBatchSize, "with --ref: sequences per reference forward pass (a pair is two)")
 	chatTemplate     = flag.String("chat_template", "", "chat template for conversational pairs: plain, chatml, llama3 (default: the tokenizer's, else plain)")
 	overwrite        = flag.Bool("overwrite", false, "replace an output directory that already holds a complete run")
 )
@@ -54,6 +62,7 @@ func optionsFromFlags() transforms.PreprocessOptions {
 	o := transforms.PreprocessOptions{
 		Output: *output, Tokenizer: *tokenizer, MaxLength: *maxLength, MaxPromptLength: *maxPromptLength,
 		EvalFraction: *evalFraction, LowDistanceRatio: *lowDistanceRatio, ChatTemplate: *chatTemplate, Shards: *shards,
+		Format: *format, Ref: *ref, RefBatchSize: *refBatchSize,
 	}
 	for _, g := range strings.Split(*input, ",") {
 		if g = strings.TrimSpace(g); g != "" {
@@ -82,7 +91,15 @@ func run(ctx context.Context, o transforms.PreprocessOptions, overwrite bool, w 
 		return err
 	}
 	fmt.Fprintf(w, "preprocess: %d input file(s) → %s on %s\n", len(files), o.Output, runners.Name())
-	fmt.Fprintln(w, "preprocess: stages ReadPairs → Dedupe → Tokenize → EditDistance → WriteArrow (shards, rejects, manifest)")
+	stages := "ReadPairs → Dedupe → Tokenize → EditDistance → "
+	if o.Ref != "" {
+		stages += "RefLogProbs (" + o.Ref + ") → "
+	}
+	shardFormat := o.Format
+	if shardFormat == "" {
+		shardFormat = "arrow"
+	}
+	fmt.Fprintf(w, "preprocess: stages %sWriteArrow (%s shards, rejects, manifest)\n", stages, shardFormat)
 	start := time.Now()
 	if _, err := runners.Run(ctx, p); err != nil {
 		return err

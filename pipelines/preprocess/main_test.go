@@ -93,3 +93,26 @@ func hasRow(table string, cells []string) bool {
 	}
 	return false
 }
+
+func TestRunParquetFormat(t *testing.T) {
+	o := testOptions(t)
+	o.Format = "parquet"
+	var out bytes.Buffer
+	if err := run(context.Background(), o, false, &out); err != nil {
+		t.Fatalf("run --format=parquet: %v\n%s", err, out.String())
+	}
+	for _, f := range []string{"pairs/part-00000-of-00002.parquet", "pairs/part-00001-of-00002.parquet"} {
+		if _, err := os.Stat(filepath.Join(o.Output, f)); err != nil {
+			t.Errorf("output file missing: %v", err)
+		}
+	}
+	m, err := transforms.ReadManifest(context.Background(), o.Output)
+	if err != nil || m.Format != "parquet" {
+		t.Errorf("manifest format %q (err %v), want parquet", m.Format, err)
+	}
+
+	o.Format = "csv"
+	if err := run(context.Background(), o, true, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "csv") {
+		t.Errorf("--format=csv: err = %v, want a format error", err)
+	}
+}
