@@ -37,6 +37,17 @@ func causalSoftmax(p, q, kt []float32, t, hd, ld int, scale float32) {
 	lowerTriangle(p, q, ld, kt, t, t, hd)
 	for i := 0; i < t; i++ {
 		row := p[i*t : (i+1)*t]
+		if n8 := (i + 8) &^ 7; n8 <= t {
+			// Vectorised: pad the live entries to a multiple of 8 with −∞
+			// (e^−∞ flushes to the smallest normal, ~1e-38: nothing next to
+			// the max's 1), softmax in place, then zero j > i.
+			for j := i + 1; j < n8; j++ {
+				row[j] = float32(math.Inf(-1))
+			}
+			softmaxAVX2(row[:n8], scale)
+			clear(row[i+1:])
+			continue
+		}
 		live := row[:i+1]
 		mx := live[0]
 		for _, v := range live[1:] {
@@ -78,7 +89,6 @@ func lowerTriangle(c, a []float32, lda int, b []float32, ldb, t, k int) {
 func attentionBackwardFMA(dqkv, qkv, g []float32, bsz, t, nHead, d int) {
 	hd, ld := d/nHead, 3*d
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	clear(dqkv)
 	parallelFor(bsz*nHead, 1, func(lo, hi int) {
 		var kt, vt []float32
 		p := make([]float32, t*t)
@@ -89,12 +99,24 @@ func attentionBackwardFMA(dqkv, qkv, g []float32, bsz, t, nHead, d int) {
 			q, k, v := qkv[off:], qkv[off+d:], qkv[off+2*d:]
 			dq, dk, dv := dqkv[off:], dqkv[off+d:], dqkv[off+2*d:]
 			gh := g[b*t*d+h*hd:]
+			for i := 0; i < t; i++ { // this task's part of dqkv, in parallel
+				clear(dq[i*ld : i*ld+hd])
+				clear(dk[i*ld : i*ld+hd])
+				clear(dv[i*ld : i*ld+hd])
+			}
 			kt = transpose(kt, k, t, hd, ld)
 			causalSoftmax(p, q, kt, t, hd, ld, scale)
 			// dP = G·Vᵀ, then dS = P∘(dP − Σ_j P∘dP)·scale.
 			vt = transpose(vt, v, t, hd, ld)
 			lowerTriangle(ds, gh, d, vt, t, t, hd)
 			for i := 0; i < t; i++ {
+				if n8 := (i + 8) &^ 7; n8 <= t {
+					// p is zero past i (causalSoftmax clears it), so the
+					// padded lanes add nothing and come out 0·finite = 0.
+					softmaxBackAVX2(p[i*t:i*t+n8], ds[i*t:i*t+n8], scale)
+					clear(ds[i*t+i+1 : (i+1)*t])
+					continue
+				}
 				pr, dr := p[i*t:i*t+i+1], ds[i*t:(i+1)*t]
 				var s float32
 				for j, pv := range pr {
@@ -181,6 +203,15 @@ func expSlice(dst, src []float32) {
 // with e = e^{2u} (finite: the exp clamps its input).
 func geluFMA(y, dx, x, g []float32) {
 	parallelFor(len(x), 4096, func(lo, hi int) {
+		// The whole eights in assembly, the tail below.
+		if n8 := (hi - lo) &^ 7; n8 > 0 {
+			if dx == nil {
+				geluFwdAVX2(y[lo:lo+n8], x[lo:lo+n8])
+			} else {
+				geluBwdAVX2(dx[lo:lo+n8], x[lo:lo+n8], g[lo:lo+n8])
+			}
+			lo += n8
+		}
 		var buf [256]float32
 		for c := lo; c < hi; c += len(buf) {
 			xs := x[c:min(c+len(buf), hi)]

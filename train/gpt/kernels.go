@@ -108,6 +108,16 @@ func axpy[T float](alpha T, x, y []T) {
 	}
 }
 
+// addInto: out = x + y.
+func addInto[T float](out, x, y []T) {
+	parallelFor(len(out), 1<<14, func(lo, hi int) {
+		o, a, b := out[lo:hi], x[lo:hi], y[lo:hi]
+		for i := range o {
+			o[i] = a[i] + b[i]
+		}
+	})
+}
+
 // ---- embedding: x[n] = wte[ids[n]] + wpe[pos[n]] ----
 
 func embedForward[T float](out, wte, wpe []T, ids, pos []int, d int) {
@@ -132,6 +142,21 @@ func embedBackward[T float](dst, grad []T, idx []int, d int) {
 // ---- layer norm over the last axis (biased variance, as PyTorch) ----
 
 func lnStats[T float](x []T, eps float64) (mean, rstd T) {
+	if unsafe.Sizeof(x[0]) == 4 {
+		// float32 data: one pass, in float64 and shifted by x[0], so that
+		// Σ(x−x₀)² − (Σ(x−x₀))²/d cancels nothing float32 could resolve.
+		k := float64(x[0])
+		var s1, s2 float64
+		for _, v := range x {
+			dv := float64(v) - k
+			s1 += dv
+			s2 += dv * dv
+		}
+		n := float64(len(x))
+		mu := s1 / n
+		vr := max(s2/n-mu*mu, 0)
+		return T(k + mu), T(1 / math.Sqrt(vr+eps))
+	}
 	var s float64
 	for _, v := range x {
 		s += float64(v)
@@ -145,12 +170,18 @@ func lnStats[T float](x []T, eps float64) (mean, rstd T) {
 	return T(mu), T(1 / math.Sqrt(ss/float64(len(x))+eps))
 }
 
-func layerNormForward[T float](out, x, w, b []T, d int, eps float64) {
+// layerNormForward also records each row's mean and 1/std in st (2 per row,
+// unless st is nil) for the backward kernels, which run later on the same
+// tape and so see the same x.
+func layerNormForward[T float](out, x, w, b []T, d int, eps float64, st []float64) {
 	n := len(x) / d
 	parallelFor(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
 			mean, rstd := lnStats(xr, eps)
+			if st != nil {
+				st[2*r], st[2*r+1] = float64(mean), float64(rstd)
+			}
 			for j, v := range xr {
 				or[j] = (v-mean)*rstd*w[j] + b[j]
 			}
@@ -158,13 +189,14 @@ func layerNormForward[T float](out, x, w, b []T, d int, eps float64) {
 	})
 }
 
-// layerNormBackwardX: dx = rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)).
-func layerNormBackwardX[T float](dx, x, w, g []T, d int, eps float64) {
+// layerNormBackwardX: dx = rstd·(g·w − mean(g·w) − x̂·mean(g·w·x̂)), with the
+// row statistics st recorded by layerNormForward.
+func layerNormBackwardX[T float](dx, x, w, g []T, d int, st []float64) {
 	n := len(x) / d
 	parallelFor(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, gr, dr := x[r*d:(r+1)*d], g[r*d:(r+1)*d], dx[r*d:(r+1)*d]
-			mean, rstd := lnStats(xr, eps)
+			mean, rstd := T(st[2*r]), T(st[2*r+1])
 			var sg, sgx T
 			for j, v := range xr {
 				gw := gr[j] * w[j]
@@ -181,25 +213,46 @@ func layerNormBackwardX[T float](dx, x, w, g []T, d int, eps float64) {
 	})
 }
 
-// layerNormBackwardW: dw = Σ_rows g·x̂ and db = Σ_rows g (either may be nil).
-func layerNormBackwardW[T float](dw, db, x, g []T, d int, eps float64) {
+// colBlocks is how many row blocks the column reductions (dw, db) split into:
+// fixed, so that the summation order, and so the result, does not depend on
+// the number of cores.
+func colBlocks(rows int) int { return max(1, min(8, rows/256)) }
+
+// layerNormBackwardW: dw = Σ_rows g·x̂ and db = Σ_rows g (either may be nil),
+// with the row statistics st recorded by layerNormForward.
+func layerNormBackwardW[T float](dw, db, x, g []T, d int, st []float64) {
+	n := len(x) / d
+	nb := colBlocks(n)
+	part := make([]T, 2*nb*d) // per block: dw then db partial sums
+	parallelFor(nb, 1, func(lo, hi int) {
+		for blk := lo; blk < hi; blk++ {
+			pw, pb := part[2*blk*d:(2*blk+1)*d], part[(2*blk+1)*d:(2*blk+2)*d]
+			for r := blk * n / nb; r < (blk+1)*n/nb; r++ {
+				xr, gr := x[r*d:(r+1)*d], g[r*d:(r+1)*d]
+				if db != nil {
+					axpy(1, gr, pb)
+				}
+				if dw != nil {
+					mean, rstd := T(st[2*r]), T(st[2*r+1])
+					for j, v := range xr {
+						pw[j] += gr[j] * (v - mean) * rstd
+					}
+				}
+			}
+		}
+	})
 	if dw != nil {
 		clear(dw)
 	}
 	if db != nil {
 		clear(db)
 	}
-	n := len(x) / d
-	for r := 0; r < n; r++ {
-		xr, gr := x[r*d:(r+1)*d], g[r*d:(r+1)*d]
-		if db != nil {
-			axpy(1, gr, db)
-		}
+	for blk := 0; blk < nb; blk++ {
 		if dw != nil {
-			mean, rstd := lnStats(xr, eps)
-			for j, v := range xr {
-				dw[j] += gr[j] * (v - mean) * rstd
-			}
+			axpy(1, part[2*blk*d:(2*blk+1)*d], dw)
+		}
+		if db != nil {
+			axpy(1, part[(2*blk+1)*d:(2*blk+2)*d], db)
 		}
 	}
 }
@@ -215,9 +268,36 @@ func linearForward[T float](y, x, w, b []T, n, k, m int) {
 
 // colSum: out[j] = Σ_r g[r][j].
 func colSum[T float](out, g []T, m int) {
-	clear(out)
-	for r := 0; r+m <= len(g); r += m {
-		axpy(1, g[r:r+m], out)
+	n := len(g) / m
+	nb := colBlocks(n)
+	if nb == 1 {
+		clear(out)
+		for r := 0; r < n; r++ {
+			axpy(1, g[r*m:(r+1)*m], out)
+		}
+		return
+	}
+	part := make([]T, nb*m)
+	parallelFor(nb, 1, func(lo, hi int) {
+		for blk := lo; blk < hi; blk++ {
+			p := part[blk*m : (blk+1)*m]
+			r0, r1 := blk*n/nb, (blk+1)*n/nb
+			j0 := 0
+			if p32, ok := any(p).([]float32); ok && haveFMA && m >= 8 {
+				// Same per-column order as the loop below, eight columns a time.
+				j0 = m &^ 7
+				colSumAVX2(p32[:j0], any(g[r0*m:]).([]float32), m, r1-r0)
+			}
+			if j0 < m {
+				for r := r0; r < r1; r++ {
+					axpy(1, g[r*m+j0:(r+1)*m], p[j0:])
+				}
+			}
+		}
+	})
+	copy(out, part[:m])
+	for blk := 1; blk < nb; blk++ {
+		axpy(1, part[blk*m:(blk+1)*m], out)
 	}
 }
 
@@ -365,23 +445,40 @@ func attentionBackwardLoops[T float](dqkv, qkv, g []T, bsz, t, nHead, d int) {
 
 const headBlock = 64
 
-func headForward[T float](logp, h, wte []T, tgt []int, v, d int, argmax []int) {
+// headCache carries the scored rows' logits (packed, [rows, V]) and their
+// log-sum-exps from the forward kernel to the backward one, which the tape
+// always runs after it on the same inputs; each holds a []T.
+type headCache struct{ lg, lse any }
+
+// cacheBuf returns *p as a []T of length n, reallocated if needed.
+func cacheBuf[T float](p *any, n int) []T {
+	if s, ok := (*p).([]T); ok && cap(s) >= n {
+		return s[:n]
+	}
+	s := make([]T, n)
+	*p = s
+	return s
+}
+
+func headForward[T float](logp, h, wte []T, tgt []int, v, d int, argmax []int, c *headCache) {
 	rows := scoredRows(tgt)
 	clear(logp)
 	logits := logitsFunc(wte, v, d)
+	lgAll, lseAll := cacheBuf[T](&c.lg, len(rows)*v), cacheBuf[T](&c.lse, len(rows))
 	nb := (len(rows) + headBlock - 1) / headBlock
 	parallelFor(nb, 1, func(lo, hi int) {
 		hs := make([]T, headBlock*d)
-		lg := make([]T, headBlock*v)
 		for blk := lo; blk < hi; blk++ {
 			rs := rows[blk*headBlock : min((blk+1)*headBlock, len(rows))]
 			for i, r := range rs {
 				copy(hs[i*d:(i+1)*d], h[r*d:(r+1)*d])
 			}
+			lg := lgAll[blk*headBlock*v:]
 			logits(hs, len(rs), lg)
 			for i, r := range rs {
 				l := lg[i*v : (i+1)*v]
 				lse, am := logSumExp(l)
+				lseAll[blk*headBlock+i] = lse
 				logp[r] = l[tgt[r]] - lse
 				if argmax != nil {
 					argmax[r] = am
@@ -394,39 +491,30 @@ func headForward[T float](logp, h, wte []T, tgt []int, v, d int, argmax []int) {
 // headBackward writes dlogits for the scored rows only, packed: row r of
 // dlogits is g[n]·(onehot(tgt[n]) − softmax(logits[n])) for the r-th scored
 // row n (prompt and padding rows take no work downstream); rows past the
-// scored count are zero.
-func headBackward[T float](dlogits, h, wte, g []T, tgt []int, v, d int) {
+// scored count are zero. The logits and log-sum-exps come from c, filled by
+// headForward.
+func headBackward[T float](dlogits, g []T, tgt []int, v int, c *headCache) {
 	rows := scoredRows(tgt)
-	clear(dlogits)
-	logits := logitsFunc(wte, v, d)
-	nb := (len(rows) + headBlock - 1) / headBlock
-	parallelFor(nb, 1, func(lo, hi int) {
-		hs := make([]T, headBlock*d)
-		lg := make([]T, headBlock*v)
-		for blk := lo; blk < hi; blk++ {
-			rs := rows[blk*headBlock : min((blk+1)*headBlock, len(rows))]
-			for i, r := range rs {
-				copy(hs[i*d:(i+1)*d], h[r*d:(r+1)*d])
-			}
-			logits(hs, len(rs), lg)
-			for i, r := range rs {
-				l := lg[i*v : (i+1)*v]
-				lse, _ := logSumExp(l)
-				packed := blk*headBlock + i
-				out := dlogits[packed*v : (packed+1)*v]
-				gr := g[r]
-				if o32, ok := any(out).([]float32); ok {
-					expShift32(o32, any(l).([]float32), float32(lse))
-					for j := range out {
-						out[j] *= -gr
-					}
-				} else {
-					for j, x := range l {
-						out[j] = -gr * exp(x-lse)
-					}
+	lgAll, lseAll := c.lg.([]T), c.lse.([]T)
+	clear(dlogits[len(rows)*v:])
+	parallelFor(len(rows), 64, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r := rows[i]
+			l := lgAll[i*v : (i+1)*v]
+			lse := lseAll[i]
+			out := dlogits[i*v : (i+1)*v]
+			gr := g[r]
+			if o32, ok := any(out).([]float32); ok {
+				expShift32(o32, any(l).([]float32), float32(lse))
+				for j := range out {
+					out[j] *= -gr
 				}
-				out[tgt[r]] += gr
+			} else {
+				for j, x := range l {
+					out[j] = -gr * exp(x-lse)
+				}
 			}
+			out[tgt[r]] += gr
 		}
 	})
 }

@@ -253,13 +253,7 @@ func (gb *builder) node(p *Param) *G.Node {
 	return n
 }
 
-func (gb *builder) add(a, b *G.Node) *G.Node {
-	n, err := G.Add(a, b)
-	if err != nil {
-		panic(fmt.Errorf("build residual add: %w", err))
-	}
-	return n
-}
+func (gb *builder) add(a, b *G.Node) *G.Node { return residualAdd(a, b) }
 
 // maxGraphs bounds the cache of graphs. A graph keeps its activations and
 // gradients allocated (about 80 MB for 64 sequences of 128 tokens at d=32),

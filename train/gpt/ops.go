@@ -5,7 +5,7 @@ package gpt
 // DESIGN.md), so every non-trivial step of GPT-2 is a fused op here, with a
 // hand-written backward op that SymDiff wires in. gorgonia supplies the graph,
 // symbolic differentiation (chain rule, summing fan-in gradients) and the tape
-// machine; residual additions use gorgonia's own Add.
+// machine.
 
 import (
 	"fmt"
@@ -187,21 +187,24 @@ func embeddingGrad(idx []int, what string, table tensor.Shape, g *G.Node, tok *t
 // ---- layer norm: normalize(x)·w + b over the last axis ----
 
 func normalize(x, w, b *G.Node, eps float64) *G.Node {
-	d := x.Shape()[1]
-	o := &kernelOp{name: fmt.Sprintf("LayerNorm(%g)", eps), inDims: []int{2, 1, 1}, shape: x.Shape().Clone(), diffWRT: []bool{true, true, true}}
+	n, d := x.Shape()[0], x.Shape()[1]
+	// Row statistics, written by the forward kernel and read by the backward
+	// ones, which the tape always runs after it on the same x.
+	st := make([]float64, 2*n)
+	o := &kernelOp{name: fmt.Sprintf("LayerNorm(%g,%p)", eps, &st[0]), inDims: []int{2, 1, 1}, shape: x.Shape().Clone(), diffWRT: []bool{true, true, true}}
 	o.f32, o.f64 = both(
-		func(out []float32, in [][]float32) { layerNormForward(out, in[0], in[1], in[2], d, eps) },
-		func(out []float64, in [][]float64) { layerNormForward(out, in[0], in[1], in[2], d, eps) })
+		func(out []float32, in [][]float32) { layerNormForward(out, in[0], in[1], in[2], d, eps, st) },
+		func(out []float64, in [][]float64) { layerNormForward(out, in[0], in[1], in[2], d, eps, st) })
 	o.back = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		x, w := in[0], in[1]
-		dx := &kernelOp{name: fmt.Sprintf("LayerNormGradX(%g)", eps), inDims: []int{2, 1, 2}, shape: x.Shape().Clone()}
+		dx := &kernelOp{name: fmt.Sprintf("LayerNormGradX(%p)", &st[0]), inDims: []int{2, 1, 2}, shape: x.Shape().Clone()}
 		dx.f32, dx.f64 = both(
-			func(out []float32, in [][]float32) { layerNormBackwardX(out, in[0], in[1], in[2], d, eps) },
-			func(out []float64, in [][]float64) { layerNormBackwardX(out, in[0], in[1], in[2], d, eps) })
-		dw := &kernelOp{name: fmt.Sprintf("LayerNormGradW(%g)", eps), inDims: []int{2, 2}, shape: tensor.Shape{d}}
+			func(out []float32, in [][]float32) { layerNormBackwardX(out, in[0], in[1], in[2], d, st) },
+			func(out []float64, in [][]float64) { layerNormBackwardX(out, in[0], in[1], in[2], d, st) })
+		dw := &kernelOp{name: fmt.Sprintf("LayerNormGradW(%p)", &st[0]), inDims: []int{2, 2}, shape: tensor.Shape{d}}
 		dw.f32, dw.f64 = both(
-			func(out []float32, in [][]float32) { layerNormBackwardW(out, nil, in[0], in[1], d, eps) },
-			func(out []float64, in [][]float64) { layerNormBackwardW(out, nil, in[0], in[1], d, eps) })
+			func(out []float32, in [][]float32) { layerNormBackwardW(out, nil, in[0], in[1], d, st) },
+			func(out []float64, in [][]float64) { layerNormBackwardW(out, nil, in[0], in[1], d, st) })
 		return G.Nodes{apply(dx, x, w, g), apply(dw, x, g), colSumNode(g)}, nil
 	}
 	return apply(o, x, w, b)
@@ -250,6 +253,19 @@ func matmul(a, b *G.Node, tA, tB bool) *G.Node {
 	return apply(o, a, b)
 }
 
+// ---- residual add: x + y ----
+
+// residualAdd is x + y into the op's own buffer (gorgonia's Add allocates a
+// fresh result on every run); the gradient passes to both inputs unchanged.
+func residualAdd(x, y *G.Node) *G.Node {
+	o := &kernelOp{name: "ResidualAdd", inDims: []int{2, 2}, shape: x.Shape().Clone(), diffWRT: []bool{true, true}}
+	o.f32, o.f64 = both(
+		func(out []float32, in [][]float32) { addInto(out, in[0], in[1]) },
+		func(out []float64, in [][]float64) { addInto(out, in[0], in[1]) })
+	o.back = func(_ G.Nodes, _, g *G.Node) (G.Nodes, error) { return G.Nodes{g, g}, nil }
+	return apply(o, x, y)
+}
+
 // ---- gelu_new ----
 
 func gelu(x *G.Node) *G.Node {
@@ -290,16 +306,17 @@ func causalSelfAttention(qkv *G.Node, bsz, t, nHead int) *G.Node {
 func targetLogp(tok *tokens, h, wte *G.Node) *G.Node {
 	n, d := h.Shape()[0], h.Shape()[1]
 	v := wte.Shape()[0]
+	cache := &headCache{} // logits from the forward kernel for the backward one
 	o := &kernelOp{name: fmt.Sprintf("TargetLogp(%p)", tok), inDims: []int{2, 2}, shape: tensor.Shape{n}, diffWRT: []bool{true, true}}
 	o.f32, o.f64 = both(
-		func(out []float32, in [][]float32) { headForward(out, in[0], in[1], tok.tgt, v, d, tok.argmax) },
-		func(out []float64, in [][]float64) { headForward(out, in[0], in[1], tok.tgt, v, d, tok.argmax) })
+		func(out []float32, in [][]float32) { headForward(out, in[0], in[1], tok.tgt, v, d, tok.argmax, cache) },
+		func(out []float64, in [][]float64) { headForward(out, in[0], in[1], tok.tgt, v, d, tok.argmax, cache) })
 	o.back = func(in G.Nodes, _, g *G.Node) (G.Nodes, error) {
 		h, wte := in[0], in[1]
 		dl := &kernelOp{name: fmt.Sprintf("TargetLogpGrad(%p)", tok), inDims: []int{2, 2, 1}, shape: tensor.Shape{n, v}}
 		dl.f32, dl.f64 = both(
-			func(out []float32, in [][]float32) { headBackward(out, in[0], in[1], in[2], tok.tgt, v, d) },
-			func(out []float64, in [][]float64) { headBackward(out, in[0], in[1], in[2], tok.tgt, v, d) })
+			func(out []float32, in [][]float32) { headBackward(out, in[2], tok.tgt, v, cache) },
+			func(out []float64, in [][]float64) { headBackward(out, in[2], tok.tgt, v, cache) })
 		dlogits := apply(dl, h, wte, g)
 		dh := &kernelOp{name: fmt.Sprintf("TargetLogpGradH(%p)", tok), inDims: []int{2, 2}, shape: tensor.Shape{n, d}}
 		dh.f32, dh.f64 = both(

@@ -196,7 +196,7 @@ func TestSgemmFast(t *testing.T) {
 		t.Skip("no AVX2/FMA")
 	}
 	rng := rand.New(rand.NewSource(9))
-	for _, sz := range [][3]int{{1, 1, 1}, {4, 16, 3}, {5, 24, 7}, {8, 8, 3}, {6, 16, 9}, {10, 40, 3}, {11, 33, 17}, {12, 48, 2}, {7, 37, 5}, {66, 258, 64}, {64, 192, 1536}, {13, 16, 0}} {
+	for _, sz := range [][3]int{{1, 1, 1}, {4, 16, 3}, {5, 24, 7}, {8, 8, 3}, {6, 16, 9}, {10, 40, 3}, {11, 33, 17}, {12, 48, 2}, {7, 37, 5}, {66, 258, 64}, {64, 192, 1536}, {13, 16, 0}, {2, 40, 300}, {33, 96, 512}} {
 		m, n, k := sz[0], sz[1], sz[2]
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
@@ -332,6 +332,33 @@ func TestGeluFMA(t *testing.T) {
 			0.5*x64[i]*(1-math.Pow(math.Tanh(geluC*(x64[i]+0.044715*math.Pow(x64[i], 3))), 2))*geluC*(1+3*0.044715*x64[i]*x64[i])
 		if math.Abs(float64(y[i])-y64[i]) > 1e-6*(1+math.Abs(y64[i])) || math.Abs(float64(dx[i])-d) > 1e-6 {
 			t.Fatalf("x=%g: gelu %g / %g, gelu' %g / %g", x[i], y[i], y64[i], dx[i], d)
+		}
+	}
+}
+
+// TestColSumBlocks: the blocked (and, for float32, vectorised) column sums
+// agree with a plain float64 sum, for widths with and without a tail.
+func TestColSumBlocks(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	for _, sz := range [][2]int{{1536, 64}, {1000, 258}, {700, 7}, {2048, 40}, {100, 33}} {
+		n, m := sz[0], sz[1]
+		g := make([]float32, n*m)
+		for i := range g {
+			g[i] = float32(rng.NormFloat64())
+		}
+		out := make([]float32, m)
+		for i := range out {
+			out[i] = 123 // must be overwritten
+		}
+		colSum(out, g, m)
+		for j := 0; j < m; j++ {
+			var want float64
+			for r := 0; r < n; r++ {
+				want += float64(g[r*m+j])
+			}
+			if math.Abs(float64(out[j])-want) > 1e-4*math.Sqrt(float64(n)) {
+				t.Fatalf("%v: column %d: %g, want %g", sz, j, out[j], want)
+			}
 		}
 	}
 }

@@ -28,3 +28,18 @@ func sgemm6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc 
 
 //go:noescape
 func sgemmT6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int)
+
+//go:noescape
+func softmaxAVX2(x []float32, scale float32)
+
+//go:noescape
+func geluFwdAVX2(y, x []float32)
+
+//go:noescape
+func geluBwdAVX2(dx, x, g []float32)
+
+//go:noescape
+func colSumAVX2(out, g []float32, ld, rows int)
+
+//go:noescape
+func softmaxBackAVX2(p, d []float32, scale float32)
