@@ -425,16 +425,19 @@ func setIf(m report.Measure, key string, row report.MetricRow, metric string) {
 func (p *pipeline) finalWords(s report.Summary) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s\n\n", s.Headline)
-	f := func(m report.Measure, k string) string {
-		if v, ok := m[k]; ok {
-			return fmt.Sprintf("%+.3f", v)
+	fmtWith := func(layout string) func(report.Measure, string) string {
+		return func(m report.Measure, k string) string {
+			if v, ok := m[k]; ok {
+				return fmt.Sprintf(layout, v)
+			}
+			return "n/a"
 		}
-		return "n/a"
 	}
+	f, pct := fmtWith("%+.3f"), fmtWith("%.3f")
 	fmt.Fprintf(&b, "  %-34s %10s %10s %10s\n", "", "reference", "DPO", "DPOP")
 	fmt.Fprintf(&b, "  %-34s %10s %10s %10s\n", "log-prob of chosen after the edit", f(s.PostEditLogp, report.Reference), f(s.PostEditLogp, report.DPO), f(s.PostEditLogp, report.DPOP))
 	fmt.Fprintf(&b, "  %-34s %10s %10s %10s\n", "  (paper, MetaMath)", f(s.PaperPostEditLogp, report.Reference), f(s.PaperPostEditLogp, report.DPO), f(s.PaperPostEditLogp, report.DPOP))
-	fmt.Fprintf(&b, "  %-34s %10s %10s %10s\n", "eval accuracy (greedy)", f(s.EvalAccuracy, report.Reference), f(s.EvalAccuracy, report.DPO), f(s.EvalAccuracy, report.DPOP))
+	fmt.Fprintf(&b, "  %-34s %10s %10s %10s\n", "eval accuracy (greedy)", pct(s.EvalAccuracy, report.Reference), pct(s.EvalAccuracy, report.DPO), pct(s.EvalAccuracy, report.DPOP))
 	fmt.Fprintf(&b, "\nStages:\n")
 	for _, st := range p.stages {
 		note := ""
