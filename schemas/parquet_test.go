@@ -10,42 +10,6 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/file"
 )
 
-func TestParquetRoundTrip(t *testing.T) {
-	for _, withRef := range []bool{false, true} {
-		m := Metadata{Tokenizer: "byte", VocabSize: 258, EOSID: 256, MaxLength: 1024}
-		if withRef {
-			m.RefModel = "abc123"
-		}
-		rows := sampleRows(withRef)
-		data, err := EncodeParquetFile(m, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		again, err := EncodeParquetFile(m, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(data, again) {
-			t.Errorf("withRef=%v: parquet encoding is not deterministic", withRef)
-		}
-		gotMeta, got, err := DecodeParquetFile(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gotMeta != m {
-			t.Errorf("metadata: got %+v want %+v", gotMeta, m)
-		}
-		for i := range got {
-			if len(got[i].PromptIDs) == 0 {
-				got[i].PromptIDs = rows[i].PromptIDs
-			}
-		}
-		if !reflect.DeepEqual(got, rows) {
-			t.Errorf("withRef=%v: rows differ:\n got %+v\nwant %+v", withRef, got, rows)
-		}
-	}
-}
-
 func TestParquetManyRowsAndEmpty(t *testing.T) {
 	m := Metadata{Tokenizer: "gpt2", VocabSize: 50257, EOSID: 50256, MaxLength: 512}
 	// More rows than one read batch, so decoding crosses record boundaries.

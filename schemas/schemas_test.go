@@ -24,39 +24,43 @@ func sampleRows(withRef bool) []Row {
 	return rows
 }
 
-func TestArrowRoundTrip(t *testing.T) {
-	for _, withRef := range []bool{false, true} {
-		m := Metadata{Tokenizer: "byte", VocabSize: 258, EOSID: 256, MaxLength: 1024}
-		if withRef {
-			m.RefModel = "abc123"
-		}
-		rows := sampleRows(withRef)
-		data, err := EncodeArrowFile(m, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		again, err := EncodeArrowFile(m, rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(data, again) {
-			t.Errorf("withRef=%v: encoding is not deterministic", withRef)
-		}
-		gotMeta, got, err := DecodeArrowFile(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gotMeta != m {
-			t.Errorf("metadata: got %+v want %+v", gotMeta, m)
-		}
-		// Empty lists decode as empty (non-nil) slices; normalise for comparison.
-		for i := range got {
-			if len(got[i].PromptIDs) == 0 {
-				got[i].PromptIDs = rows[i].PromptIDs
+// TestShardRoundTrip checks both shard formats: what is written reads back
+// identically, and the same rows always give the same bytes.
+func TestShardRoundTrip(t *testing.T) {
+	for _, format := range []string{FormatArrow, FormatParquet} {
+		for _, withRef := range []bool{false, true} {
+			m := Metadata{Tokenizer: "byte", VocabSize: 258, EOSID: 256, MaxLength: 1024}
+			if withRef {
+				m.RefModel = "abc123"
 			}
-		}
-		if !reflect.DeepEqual(got, rows) {
-			t.Errorf("withRef=%v: rows differ:\n got %+v\nwant %+v", withRef, got, rows)
+			rows := sampleRows(withRef)
+			data, err := EncodeShard(format, m, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := EncodeShard(format, m, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(data, again) {
+				t.Errorf("%s withRef=%v: encoding is not deterministic", format, withRef)
+			}
+			gotMeta, got, err := DecodeShard(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotMeta != m {
+				t.Errorf("%s metadata: got %+v want %+v", format, gotMeta, m)
+			}
+			// Empty lists decode as empty (non-nil) slices; normalise for comparison.
+			for i := range got {
+				if len(got[i].PromptIDs) == 0 {
+					got[i].PromptIDs = rows[i].PromptIDs
+				}
+			}
+			if !reflect.DeepEqual(got, rows) {
+				t.Errorf("%s withRef=%v: rows differ:\n got %+v\nwant %+v", format, withRef, got, rows)
+			}
 		}
 	}
 }

@@ -244,16 +244,9 @@ func (p *pipeline) preprocess(ctx context.Context, globs []string, dir string) (
 	if err := transforms.PrepareOutput(ctx, dir, true); err != nil {
 		return false, err
 	}
-	pl, s := beam.NewPipelineWithRoot()
-	if err := transforms.Preprocess(s, po); err != nil {
-		return false, err
-	}
-	if _, err := runners.Run(ctx, pl); err != nil {
-		return false, err
-	}
-	m, err := transforms.ReadManifest(ctx, dir)
+	m, err := runPipeline(ctx, dir, func(s beam.Scope) error { return transforms.Preprocess(s, po) })
 	if err != nil {
-		return false, fmt.Errorf("pipeline finished but its output is incomplete: %w", err)
+		return false, err
 	}
 	c := m.Counts
 	fmt.Fprintf(p.log, "      read %d → rejected %d, duplicates %d → written %d (train %d, eval %d; low-distance %d)\n",
@@ -276,17 +269,27 @@ func (p *pipeline) score(ctx context.Context, prepared, ref, dir string) (bool, 
 	if p.upToDate(dir, stamp) {
 		return true, nil
 	}
-	pl, s := beam.NewPipelineWithRoot()
-	if err := transforms.Score(s, so); err != nil {
+	if _, err := runPipeline(ctx, dir, func(s beam.Scope) error { return transforms.Score(s, so) }); err != nil {
 		return false, err
-	}
-	if _, err := runners.Run(ctx, pl); err != nil {
-		return false, err
-	}
-	if _, err := transforms.ReadManifest(ctx, dir); err != nil {
-		return false, fmt.Errorf("pipeline finished but its output is incomplete: %w", err)
 	}
 	return false, p.markDone(dir, stamp)
+}
+
+// runPipeline builds a Beam pipeline writing into dir, runs it on the chosen
+// runner and returns the manifest it wrote: a run without one is incomplete.
+func runPipeline(ctx context.Context, dir string, build func(beam.Scope) error) (schemas.Manifest, error) {
+	pl, s := beam.NewPipelineWithRoot()
+	if err := build(s); err != nil {
+		return schemas.Manifest{}, err
+	}
+	if _, err := runners.Run(ctx, pl); err != nil {
+		return schemas.Manifest{}, err
+	}
+	m, err := transforms.ReadManifest(ctx, dir)
+	if err != nil {
+		return schemas.Manifest{}, fmt.Errorf("pipeline finished but its output is incomplete: %w", err)
+	}
+	return m, nil
 }
 
 // trainConfig is the training configuration of one method.
