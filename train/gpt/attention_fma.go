@@ -2,7 +2,7 @@ package gpt
 
 // Float32 causal attention on the AVX2/FMA matrix kernels. Per (sequence,
 // head), S = Q·Kᵀ, softmax over j ≤ i, then P·V, with every product restricted
-// to the lower-triangular blocks (rows i0..i0+3 need columns j < i0+4 only),
+// to the lower-triangular blocks (a block of rows i0..i1−1 needs columns j < i1 only),
 // so the masked half is never computed. The loop version in kernels.go
 // computes the same thing one dot product at a time and stays the reference
 // (and the float64 path).
@@ -13,23 +13,34 @@ func attentionForwardFMA(out, qkv []float32, bsz, t, nHead, d int) {
 	hd, ld := d/nHead, 3*d
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	parallelFor(bsz*nHead, 1, func(lo, hi int) {
-		var kt []float32
+		var kts []float32
 		p := make([]float32, t*t)
-		for task := lo; task < hi; task++ {
+		for task, tb := lo, -1; task < hi; task++ {
 			b, h := task/nHead, task%nHead
-			q, k, v := qkv[b*t*ld+h*hd:], qkv[b*t*ld+d+h*hd:], qkv[b*t*ld+2*d+h*hd:]
-			kt = transpose(kt, k, t, hd, ld)
-			causalSoftmax(p, q, kt, t, hd, ld, scale)
+			if b != tb { // Kᵀ of the whole sequence, all heads (D×T) at once
+				kts, tb = transpose(kts, qkv[b*t*ld+d:], t, d, ld), b
+			}
+			q, v := qkv[b*t*ld+h*hd:], qkv[b*t*ld+2*d+h*hd:]
+			causalSoftmax(p, q, kts[h*hd*t:], t, hd, ld, scale)
 			o := out[b*t*d+h*hd:]
 			for i := 0; i < t; i++ {
 				clear(o[i*d : i*d+hd])
 			}
-			for i0 := 0; i0 < t; i0 += 4 { // O = P·V over j < i0+4
-				rows := min(4, t-i0)
+			for i0, rows := 0, 0; i0 < t; i0 += rows { // O = P·V over j < i0+rows
+				rows = blockRows(t - i0)
 				sgemmNN(rows, hd, i0+rows, p[i0*t:], t, v, ld, o[i0*d:], d)
 			}
 		}
 	})
+}
+
+// blockRows is the height of the next row block when n rows are left: 6, the
+// tallest micro-kernel, while that fits, then 4 (and a last 1–3).
+func blockRows(n int) int {
+	if n >= 6 {
+		return 6
+	}
+	return min(4, n)
 }
 
 // causalSoftmax fills p (T×T) with softmax_j≤i(scale·q_i·k_j), zero for j > i.
@@ -76,8 +87,8 @@ func causalSoftmax(p, q, kt []float32, t, hd, ld int, scale float32) {
 // those panels hold garbage the callers overwrite, and columns beyond are not
 // touched.
 func lowerTriangle(c, a []float32, lda int, b []float32, ldb, t, k int) {
-	for i0 := 0; i0 < t; i0 += 4 {
-		rows := min(4, t-i0)
+	for i0, rows := 0, 0; i0 < t; i0 += rows {
+		rows = blockRows(t - i0)
 		cols := min(t, (i0+rows+15)/16*16)
 		for i := i0; i < i0+rows; i++ {
 			clear(c[i*t : i*t+cols])
@@ -90,13 +101,17 @@ func attentionBackwardFMA(dqkv, qkv, g []float32, bsz, t, nHead, d int) {
 	hd, ld := d/nHead, 3*d
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	parallelFor(bsz*nHead, 1, func(lo, hi int) {
-		var kt, vt []float32
+		var kts, vts []float32
 		p := make([]float32, t*t)
 		ds := make([]float32, t*t)
-		for task := lo; task < hi; task++ {
+		for task, tb := lo, -1; task < hi; task++ {
 			b, h := task/nHead, task%nHead
+			if b != tb { // Kᵀ and Vᵀ of the whole sequence (D×T each) at once
+				kts = transpose(kts, qkv[b*t*ld+d:], t, d, ld)
+				vts, tb = transpose(vts, qkv[b*t*ld+2*d:], t, d, ld), b
+			}
 			off := b*t*ld + h*hd
-			q, k, v := qkv[off:], qkv[off+d:], qkv[off+2*d:]
+			q, k := qkv[off:], qkv[off+d:]
 			dq, dk, dv := dqkv[off:], dqkv[off+d:], dqkv[off+2*d:]
 			gh := g[b*t*d+h*hd:]
 			for i := 0; i < t; i++ { // this task's part of dqkv, in parallel
@@ -104,11 +119,9 @@ func attentionBackwardFMA(dqkv, qkv, g []float32, bsz, t, nHead, d int) {
 				clear(dk[i*ld : i*ld+hd])
 				clear(dv[i*ld : i*ld+hd])
 			}
-			kt = transpose(kt, k, t, hd, ld)
-			causalSoftmax(p, q, kt, t, hd, ld, scale)
+			causalSoftmax(p, q, kts[h*hd*t:], t, hd, ld, scale)
 			// dP = G·Vᵀ, then dS = P∘(dP − Σ_j P∘dP)·scale.
-			vt = transpose(vt, v, t, hd, ld)
-			lowerTriangle(ds, gh, d, vt, t, t, hd)
+			lowerTriangle(ds, gh, d, vts[h*hd*t:], t, t, hd)
 			for i := 0; i < t; i++ {
 				if n8 := (i + 8) &^ 7; n8 <= t {
 					// p is zero past i (causalSoftmax clears it), so the
@@ -127,8 +140,8 @@ func attentionBackwardFMA(dqkv, qkv, g []float32, bsz, t, nHead, d int) {
 				}
 				clear(dr[i+1:])
 			}
-			for i0 := 0; i0 < t; i0 += 4 {
-				rows := min(4, t-i0)
+			for i0, rows := 0, 0; i0 < t; i0 += rows {
+				rows = blockRows(t - i0)
 				// dQ[i] = Σ_{j≤i} dS[i][j]·K[j]
 				sgemmNN(rows, hd, i0+rows, ds[i0*t:], t, k, ld, dq[i0*ld:], ld)
 				// dK[j] = Σ_{i≥j} dS[i][j]·Q[i] and dV[j] = Σ_{i≥j} P[i][j]·G[i]

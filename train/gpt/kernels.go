@@ -177,7 +177,8 @@ func layerNormForward[T float](out, x, w, b []T, d int, eps float64, st []float6
 	n := len(x) / d
 	parallelFor(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr, or := x[r*d:(r+1)*d], out[r*d:(r+1)*d]
+			xr := x[r*d : (r+1)*d]
+			or, w, b := out[r*d : (r+1)*d][:len(xr)], w[:len(xr)], b[:len(xr)]
 			mean, rstd := lnStats(xr, eps)
 			if st != nil {
 				st[2*r], st[2*r+1] = float64(mean), float64(rstd)
@@ -195,11 +196,14 @@ func layerNormBackwardX[T float](dx, x, w, g []T, d int, st []float64) {
 	n := len(x) / d
 	parallelFor(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr, gr, dr := x[r*d:(r+1)*d], g[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+			xr := x[r*d : (r+1)*d]
+			// Equal lengths let the compiler drop the bounds checks.
+			gr, dr, w := g[r*d : (r+1)*d][:len(xr)], dx[r*d : (r+1)*d][:len(xr)], w[:len(xr)]
 			mean, rstd := T(st[2*r]), T(st[2*r+1])
 			var sg, sgx T
 			for j, v := range xr {
 				gw := gr[j] * w[j]
+				dr[j] = gw // g·w, kept for the second pass
 				sg += gw
 				sgx += gw * (v - mean) * rstd
 			}
@@ -207,7 +211,7 @@ func layerNormBackwardX[T float](dx, x, w, g []T, d int, st []float64) {
 			sgx /= T(d)
 			for j, v := range xr {
 				xh := (v - mean) * rstd
-				dr[j] = rstd * (gr[j]*w[j] - sg - xh*sgx)
+				dr[j] = rstd * (dr[j] - sg - xh*sgx)
 			}
 		}
 	})

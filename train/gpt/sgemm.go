@@ -9,12 +9,12 @@ package gpt
 // of C over goroutines. Transposed operands are copied into row-major scratch
 // first: O(size), small next to the O(m·n·k) product.
 func sgemmFast(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if beta == 0 {
-		for i := 0; i < m; i++ {
-			clear(c[i*ldc : i*ldc+n])
-		}
-	}
 	if m == 0 || n == 0 || k == 0 {
+		if beta == 0 {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
 		return
 	}
 	if tB {
@@ -26,6 +26,11 @@ func sgemmFast(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb 
 	minBlocks := max(1, (1<<16)/(6*n*k)) // ≥ 64k multiply-adds per goroutine
 	parallelFor(blocks, minBlocks, func(lo, hi int) {
 		i0, i1 := lo*6, min(hi*6, m)
+		if beta == 0 { // each worker clears its own rows, in parallel
+			for i := i0; i < i1; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
 		if tA {
 			sgemmTN(i1-i0, n, k, a[i0:], lda, b, ldb, c[i0*ldc:], ldc)
 		} else {
@@ -167,13 +172,29 @@ func transpose(dst, x []float32, rows, cols, ld int) []float32 {
 		dst = make([]float32, rows*cols)
 	}
 	dst = dst[:rows*cols]
-	const blk = 32 // tiles keep both sides in cache
-	for i0 := 0; i0 < rows; i0 += blk {
-		for j0 := 0; j0 < cols; j0 += blk {
-			for i := i0; i < min(i0+blk, rows); i++ {
-				for j := j0; j < min(j0+blk, cols); j++ {
-					dst[j*rows+i] = x[i*ld+j]
-				}
+	// Strips of columns (all of them when small, as attention's K and V
+	// are: both sides then fit in L1), each swept down the source rows four
+	// at a time, so reads are contiguous and writes go to a few dst rows.
+	strip := cols
+	if rows*cols > 64*64 {
+		strip = 32
+	}
+	for j0 := 0; j0 < cols; j0 += strip {
+		n := min(strip, cols-j0)
+		i := 0
+		for ; i+4 <= rows; i += 4 {
+			r0 := x[i*ld+j0:][:n]
+			r1 := x[(i+1)*ld+j0:][:n]
+			r2 := x[(i+2)*ld+j0:][:n]
+			r3 := x[(i+3)*ld+j0:][:n]
+			for j := range r0 {
+				o := dst[(j0+j)*rows+i:][:4]
+				o[0], o[1], o[2], o[3] = r0[j], r1[j], r2[j], r3[j]
+			}
+		}
+		for ; i < rows; i++ {
+			for j, v := range x[i*ld+j0:][:n] {
+				dst[(j0+j)*rows+i] = v
 			}
 		}
 	}
