@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"strings"
 	"time"
@@ -54,7 +53,10 @@ func main() {
 	flag.Parse()
 	beam.Init()
 	if err := run(context.Background(), optionsFromFlags(), *overwrite, os.Stdout); err != nil {
-		log.Fatalf("preprocess: %v", err)
+		// Not log.Fatalf: Beam routes the log package through slog at INFO
+		// level, which would dress a fatal error up as an info line.
+		fmt.Fprintln(os.Stderr, "preprocess:", err)
+		os.Exit(1)
 	}
 }
 
