@@ -63,23 +63,34 @@ func (f *expandInputFn) ProcessElement(ctx context.Context, glob string, emit fu
 type hashInputFn struct{}
 
 func (f *hashInputFn) ProcessElement(ctx context.Context, path string, emit func(schemas.InputFile)) error {
+	in, err := HashInputFile(ctx, path)
+	if err != nil {
+		return err
+	}
+	emit(in)
+	return nil
+}
+
+// HashInputFile identifies one input file by size and sha256, read through
+// Beam's filesystem (local, gs://, memfs://). The manifest records these so a
+// later run can tell whether an output still matches its inputs.
+func HashInputFile(ctx context.Context, path string) (schemas.InputFile, error) {
 	fs, err := filesystem.New(ctx, path)
 	if err != nil {
-		return fmt.Errorf("hash input %s: %w", path, err)
+		return schemas.InputFile{}, fmt.Errorf("hash input %s: %w", path, err)
 	}
 	defer fs.Close()
 	r, err := fs.OpenRead(ctx, path)
 	if err != nil {
-		return fmt.Errorf("hash input %s: %w", path, err)
+		return schemas.InputFile{}, fmt.Errorf("hash input %s: %w", path, err)
 	}
 	defer r.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, r)
 	if err != nil {
-		return fmt.Errorf("hash input %s: %w", path, err)
+		return schemas.InputFile{}, fmt.Errorf("hash input %s: %w", path, err)
 	}
-	emit(schemas.InputFile{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
-	return nil
+	return schemas.InputFile{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 func writeManifest(s beam.Scope, shards, rejectFiles beam.PCollection, t Tallies, opts WriteOptions) {

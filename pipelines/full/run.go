@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem"
 
 	"github.com/dpopflow/dpopflow/runners"
 	"github.com/dpopflow/dpopflow/schemas"
@@ -495,23 +494,11 @@ func hashInputs(ctx context.Context, globs []string) ([]schemas.InputFile, error
 	}
 	var out []schemas.InputFile
 	for _, path := range files {
-		fs, err := filesystem.New(ctx, path)
+		in, err := transforms.HashInputFile(ctx, path)
 		if err != nil {
 			return nil, err
 		}
-		r, err := fs.OpenRead(ctx, path)
-		if err != nil {
-			fs.Close()
-			return nil, fmt.Errorf("hash input %s: %w", path, err)
-		}
-		h := sha256.New()
-		n, err := io.Copy(h, r)
-		r.Close()
-		fs.Close()
-		if err != nil {
-			return nil, fmt.Errorf("hash input %s: %w", path, err)
-		}
-		out = append(out, schemas.InputFile{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))})
+		out = append(out, in)
 	}
 	return out, nil
 }
